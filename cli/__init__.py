@@ -1,0 +1,1 @@
+"""The `edgefuse` command line (see main.py)."""

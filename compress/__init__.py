@@ -1,0 +1,3 @@
+"""edgefuse compression: prune -> distill -> quantize -> export -> verify -> bundle (needs the `[compress]` extra)."""
+
+__all__: list[str] = []
