@@ -34,6 +34,40 @@ def _train_teacher(args: argparse.Namespace) -> None:
     print(f"params {metrics['params'] / 1e6:.1f} M, trained in {metrics['train_seconds']:.0f} s -> {args.out}")
 
 
+def _run(args: argparse.Namespace) -> None:
+    import json
+
+    from edgefuse.runtime import SyncEngine
+
+    with SyncEngine.load(args.bundle, backend=args.backend, threads=args.threads) as engine:
+        result = engine.infer(image=args.image, audio=args.audio, text=args.text)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    top = sorted(result.probabilities.items(), key=lambda kv: -kv[1])[:3]
+    print(f"label: {result.label}")
+    print("top-3: " + ", ".join(f"{k} {v:.3f}" for k, v in top))
+    print("contributions: " + ", ".join(f"{k} {v:.2f}" for k, v in result.contributions.items()))
+    print("timings (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings_ms.items()))
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from edgefuse.runtime import Bundle
+
+    bundle = Bundle.open(args.bundle)  # verifies every file's sha256 or raises naming the file
+    m = bundle.manifest
+    print(f"bundle {m.name!r} ({m.schema}) from {bundle.source}: {len(m.labels)} labels")
+    for kind in ("image", "audio", "text"):
+        spec = getattr(m, kind)
+        if spec is not None:
+            print(f"  {kind}: {spec}")
+    print(f"  {'graph':16} {'role':8} {'format':7} {'precision':12} {'size':>10}")
+    for g in m.graphs:
+        print(f"  {g.name:16} {g.role:8} {g.format:7} {g.precision:12} {m.files[g.file]['size_bytes']:>10,}")
+    total = sum(f["size_bytes"] for f in m.files.values())
+    print(f"  {len(m.files)} files, {total:,} bytes, all sha256 verified")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgefuse", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -55,14 +89,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_train_teacher)
+
+    r = sub.add_parser("run", help="classify one item with a bundle (runtime only, no torch)")
+    r.add_argument("bundle")
+    r.add_argument("--backend", choices=("onnx", "tflite"), default="onnx")
+    r.add_argument("--image", help="image file (PNG/JPEG)")
+    r.add_argument("--audio", help="WAV file")
+    r.add_argument("--text", help="text hint")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    r.set_defaults(func=_run)
+
+    i = sub.add_parser("inspect", help="summarise a bundle and verify every file's hash")
+    i.add_argument("bundle")
+    i.set_defaults(func=_inspect)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgefuse.runtime.errors import EdgefuseError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except ValueError as e:  # our typed errors are ValueErrors that name the input and the fix
+    except (ValueError, EdgefuseError) as e:  # typed errors that name the input and the fix
         print(f"edgefuse: error: {e}", file=sys.stderr)
         return 2
     return 0

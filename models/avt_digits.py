@@ -70,9 +70,11 @@ class AVTConfig:
     max_tokens: int = 16
     missing: float = 0.1  # chance that a sample lacks each modality (never all three)
     exact_hint: float = 0.1  # chance that the text names the digit outright
-    snr_db: tuple[float, float] = (-9.0, 3.0)  # speech-to-noise ratio range
-    digit_opacity: tuple[float, float] = (0.35, 0.9)
-    occlusion: float = 0.5  # chance of a random opaque patch over the image
+    snr_db: tuple[float, float] = (-6.0, 6.0)  # speech-to-noise ratio range
+    digit_opacity: tuple[float, float] = (0.7, 1.0)
+    position_jitter: float = 0.06  # digit centre moves by up to this fraction of the image size
+    background_contrast: float = 0.35  # photo detail kept (1 = the raw photo); clutter competes with the digit
+    occlusion: float = 0.3  # chance of a random opaque patch over the image
 
     def __post_init__(self) -> None:
         unknown = set(self.sizes) - set(SPLITS)
@@ -245,22 +247,24 @@ def _render_image(
     bg = photo[y0 : y0 + size, x0 : x0 + size].astype(np.float32) / 255
     if rng.random() < 0.5:
         bg = bg[:, ::-1]
+    mean = bg.mean(axis=(0, 1))
+    bg = 0.5 * mean + config.background_contrast * (bg - mean)  # dimmed, so bright ink stands out
     # Digit: output pixel -> source pixel through a random scale, rotation, shear and shift.
-    scale = rng.uniform(3.0, 5.5)  # 8 px -> 24..44 px
-    theta, shear = rng.uniform(-0.45, 0.45), rng.uniform(-0.3, 0.3)
+    scale = rng.uniform(4.0, 5.5)  # 8 px -> 32..44 px
+    theta, shear = rng.uniform(-0.25, 0.25), rng.uniform(-0.25, 0.25)
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     matrix = rot @ np.array([[1, shear], [0, 1]]) / scale
-    centre = rng.uniform(size * 0.35, size * 0.65, 2)
+    centre = size / 2 + rng.uniform(-1, 1, 2) * config.position_jitter * size
     offset = np.array([3.5, 3.5]) - matrix @ centre
     alpha = affine_transform(digit, matrix, offset, output_shape=(size, size), order=1, cval=0.0)
     alpha = np.clip(alpha, 0, 1)[..., None] * rng.uniform(*config.digit_opacity)
-    colour = rng.uniform(0, 1, 3).astype(np.float32)
+    colour = rng.uniform(0.5, 1, 3).astype(np.float32)  # bright ink of any hue
     img = bg * (1 - alpha) + colour * alpha
     if rng.random() < config.occlusion:
         h, w = rng.integers(size // 5, size // 2, 2)
         oy, ox = rng.integers(0, size - h), rng.integers(0, size - w)
         img[oy : oy + h, ox : ox + w] = rng.uniform(0, 1, 3)
-    img = img + rng.normal(0, rng.uniform(0.02, 0.12), img.shape)
+    img = img + rng.normal(0, rng.uniform(0.02, 0.08), img.shape)
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 

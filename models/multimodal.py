@@ -84,28 +84,27 @@ class MultimodalClassifier(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
 
-    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        B = check_inputs(inputs)
-        mask = inputs.get("modality_mask")
-        if mask is None:
-            given = [m in inputs or (m == "text" and "text_ids" in inputs) for m in MODALITIES]
-            mask = torch.tensor(given, dtype=torch.float32).expand(B, -1)
-        tokens = []
-        for i, m in enumerate(MODALITIES):
-            missing = self.missing[i].expand(B, -1)  # (B, D)
-            if m == "text":
-                if "text_ids" not in inputs:
-                    tokens.append(missing)
-                    continue
-                feat = self.text(inputs["text_ids"], inputs["text_mask"])
-            elif m in inputs:
-                feat = getattr(self, m)(inputs[m])
-            else:
-                tokens.append(missing)
-                continue
-            keep = mask[:, i : i + 1]  # (B, 1)
-            tokens.append(keep * self.proj[m](feat) + (1 - keep) * missing)
-        tok = torch.stack(tokens, dim=1)  # (B, 3, D)
+    def encode(self, modality: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One modality's tower + projection -> (B, D). Exported as that modality's encoder graph."""
+        if modality == "text":
+            return self.proj["text"](self.text(inputs["text_ids"], inputs["text_mask"]))
+        return self.proj[modality](getattr(self, modality)(inputs[modality]))
+
+    def fuse(self, feats: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, 3, D) encoder outputs (any value where absent) + (B, 3) mask -> outputs. Exported as the fusion graph."""
+        keep = mask[..., None]  # (B, 3, 1)
+        tok = keep * feats + (1 - keep) * self.missing  # absent modalities become learned "missing" tokens
         fused, contrib = self.fusion(tok)
         fused = self.norm(fused)
         return {"logits": self.head(fused), "fused": fused, "tokens": tok, "contributions": contrib}
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        B = check_inputs(inputs)
+        given = torch.tensor([m in inputs or (m == "text" and "text_ids" in inputs) for m in MODALITIES])
+        mask = inputs.get("modality_mask", torch.ones(B, len(MODALITIES)))
+        mask = mask * given.to(mask.dtype)  # a modality not passed at all is missing whatever the mask says
+        zeros = self.missing.new_zeros(B, self.missing.shape[1])
+        feats = torch.stack(
+            [self.encode(m, inputs) if g else zeros for m, g in zip(MODALITIES, given.tolist(), strict=True)], 1
+        )
+        return self.fuse(feats, mask)

@@ -42,7 +42,7 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class TrainConfig:
-    epochs: int = 5
+    epochs: int = 6
     batch_size: int = 64
     lr: float = 2e-3  # towers, fusion and head
     text_lr: float = 1e-4  # the pretrained text layers that are fine-tuned
@@ -50,6 +50,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     modality_dropout: float = 0.3  # chance of hiding each present modality of a training sample
     label_smoothing: float = 0.1
+    clip_grad: float = 1.0  # max global grad norm; without it an unlucky init can kill the image tower early
+    aux_weight: float = 1.0  # per-modality linear probes on the tokens, so every tower learns on its own
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None = all cores
     data: AVTConfig = field(default_factory=AVTConfig)
@@ -62,6 +64,7 @@ class TrainConfig:
             "text_lr": self.text_lr >= 0,
             "modality_dropout": 0 <= self.modality_dropout < 1,
             "label_smoothing": 0 <= self.label_smoothing < 1,
+            "aux_weight": self.aux_weight >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -146,6 +149,11 @@ def fit(model: nn.Module, splits: dict[str, Split], cfg: TrainConfig, desc: str 
     rng = np.random.default_rng(cfg.seed)
     train = splits["train"]
     groups = _param_groups(model, cfg)
+    # Probes live only during training: without them the slowest tower (image) stalls while the others
+    # already explain the labels, and fusion never learns to use it.
+    dim, classes = model.head.in_features, model.head.out_features
+    probes = nn.Linear(dim, classes * len(MODALITIES))
+    groups[0]["params"] = [*groups[0]["params"], *probes.parameters()]
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
     warm = max(1, steps // 20)
@@ -161,9 +169,14 @@ def fit(model: nn.Module, splits: dict[str, Split], cfg: TrainConfig, desc: str 
             x = to_torch(train.inputs(idx))
             x["modality_mask"] = drop_modalities(x["modality_mask"], cfg.modality_dropout, gen)
             y = torch.from_numpy(train.label[idx])
-            loss = F.cross_entropy(model(**x)["logits"], y, label_smoothing=cfg.label_smoothing)
+            out = model(**x)
+            loss = F.cross_entropy(out["logits"], y, label_smoothing=cfg.label_smoothing)
+            if cfg.aux_weight:
+                loss = loss + cfg.aux_weight * _probe_loss(probes, out["tokens"], x["modality_mask"], y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             opt.step()
             sched.step()
             total, seen = total + loss.item() * len(idx), seen + len(idx)
@@ -176,11 +189,21 @@ def fit(model: nn.Module, splits: dict[str, Split], cfg: TrainConfig, desc: str 
     return logs
 
 
+def _probe_loss(probes: nn.Linear, tokens: torch.Tensor, mask: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each present modality's token classified on its own."""
+    B, M, D = tokens.shape
+    w = probes.weight.reshape(M, -1, D)  # (M, C, D)
+    logits = torch.einsum("bmd,mcd->bmc", tokens, w) + probes.bias.reshape(M, -1)
+    ce = F.cross_entropy(logits.reshape(B * M, -1), y.repeat_interleave(M), reduction="none").reshape(B, M)
+    return (ce * mask).sum() / mask.shape[0]  # summed over modalities: each tower gets a full-strength signal
+
+
 def train_teacher(out: str | Path, cfg: TrainConfig | None = None, model_name: str = "avt-teacher") -> dict:
     """Train the teacher on AVT-Digits, evaluate it on the test split, save `out/` (checkpoint + metrics.json)."""
     cfg = cfg or TrainConfig()
     out = Path(out)
     splits = load_splits(cfg.data)
+    torch.manual_seed(cfg.seed)  # the initialisation is part of the recipe
     model = create_model(model_name)
     t0 = time.perf_counter()
     logs = fit(model, splits, cfg, desc=f"train {model_name}")
