@@ -70,7 +70,7 @@ class AVTConfig:
     max_tokens: int = 16
     missing: float = 0.1  # chance that a sample lacks each modality (never all three)
     exact_hint: float = 0.1  # chance that the text names the digit outright
-    snr_db: tuple[float, float] = (-6.0, 6.0)  # speech-to-noise ratio range
+    snr_db: tuple[float, float] = (-8.0, 4.0)  # speech-to-noise ratio range
     digit_opacity: tuple[float, float] = (0.7, 1.0)
     position_jitter: float = 0.06  # digit centre moves by up to this fraction of the image size
     background_contrast: float = 0.35  # photo detail kept (1 = the raw photo); clutter competes with the digit

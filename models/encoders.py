@@ -17,7 +17,7 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 class _ConvStack(nn.Module):
     """A stride-2 stem, then one stage per width (conv x `depth`, each stage after the first halves H and W),
-    global average pool."""
+    global max pool."""
 
     def __init__(self, cin: int, widths: tuple[int, ...], depth: int) -> None:
         super().__init__()
@@ -31,7 +31,9 @@ class _ConvStack(nn.Module):
         self.out_dim = c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).mean(dim=(2, 3))  # (B, C)
+        # Global max pool: a digit (or a word) fills a small part of the map; averaging dilutes it into the
+        # clutter, and the tower then learns several times slower.
+        return self.body(x).amax(dim=(2, 3))  # (B, C)
 
 
 class ImageEncoder(nn.Module):

@@ -44,14 +44,16 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
 class TrainConfig:
     epochs: int = 6
     batch_size: int = 64
-    lr: float = 2e-3  # towers, fusion and head
+    lr: float = 1e-3  # towers, fusion and head
     text_lr: float = 1e-4  # the pretrained text layers that are fine-tuned
     text_trainable_layers: int = 2  # top MiniLM blocks fine-tuned; the rest (and the embeddings) stay frozen
     weight_decay: float = 0.01
     modality_dropout: float = 0.3  # chance of hiding each present modality of a training sample
     label_smoothing: float = 0.1
-    clip_grad: float = 1.0  # max global grad norm; without it an unlucky init can kill the image tower early
     aux_weight: float = 1.0  # per-modality linear probes on the tokens, so every tower learns on its own
+    # Epochs that train only the probes' loss: each tower learns alone first. Trained jointly from the start, the
+    # quick audio tower explains the labels and the slower image tower never takes off ("modality competition").
+    unimodal_epochs: int = 2
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None = all cores
     data: AVTConfig = field(default_factory=AVTConfig)
@@ -65,6 +67,8 @@ class TrainConfig:
             "modality_dropout": 0 <= self.modality_dropout < 1,
             "label_smoothing": 0 <= self.label_smoothing < 1,
             "aux_weight": self.aux_weight >= 0,
+            "unimodal_epochs": 0 <= self.unimodal_epochs < self.epochs
+            and (self.aux_weight > 0 or not self.unimodal_epochs),
         }
         for name, ok in checks.items():
             if not ok:
@@ -165,37 +169,45 @@ def fit(model: nn.Module, splits: dict[str, Split], cfg: TrainConfig, desc: str 
     for epoch in range(cfg.epochs):
         model.train()
         total, seen = 0.0, 0
+        hits, counts = torch.zeros(len(MODALITIES)), torch.zeros(len(MODALITIES))
         for idx in _batches(len(train), cfg.batch_size, rng):
             x = to_torch(train.inputs(idx))
             x["modality_mask"] = drop_modalities(x["modality_mask"], cfg.modality_dropout, gen)
             y = torch.from_numpy(train.label[idx])
             out = model(**x)
-            loss = F.cross_entropy(out["logits"], y, label_smoothing=cfg.label_smoothing)
+            joint = epoch >= cfg.unimodal_epochs
+            loss = F.cross_entropy(out["logits"], y, label_smoothing=cfg.label_smoothing) if joint else 0.0
             if cfg.aux_weight:
-                loss = loss + cfg.aux_weight * _probe_loss(probes, out["tokens"], x["modality_mask"], y)
+                aux, h, c = _probe(probes, out["tokens"], x["modality_mask"], y)
+                loss = loss + cfg.aux_weight * aux
+                hits, counts = hits + h, counts + c
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             opt.step()
             sched.step()
             total, seen = total + loss.item() * len(idx), seen + len(idx)
             bar.update()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.3f}")
+            probe = "/".join(f"{a:.2f}" for a in (hits / counts.clamp(min=1)).tolist())
+            bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.3f}", probe_iat=probe)
         val = float((predict(model, splits["val"], MODALITIES).argmax(1) == splits["val"].label).mean())
-        logs.append({"epoch": epoch + 1, "loss": total / seen, "val_accuracy_all": val})
-        bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.3f}", val=f"{val:.3f}")
+        probe_acc = dict(zip(MODALITIES, (hits / counts.clamp(min=1)).tolist(), strict=True))
+        logs.append(
+            {"epoch": epoch + 1, "loss": total / seen, "val_accuracy_all": val, "train_probe_accuracy": probe_acc}
+        )
+        bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.3f}", probe_iat=probe, val=f"{val:.3f}")
     bar.close()
     return logs
 
 
-def _probe_loss(probes: nn.Linear, tokens: torch.Tensor, mask: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of each present modality's token classified on its own."""
+def _probe(probes: nn.Linear, tokens: torch.Tensor, mask: torch.Tensor, y: torch.Tensor):
+    """Each present modality's token classified on its own -> (summed cross-entropy per sample, hits (M,), counts (M,))."""
     B, M, D = tokens.shape
     w = probes.weight.reshape(M, -1, D)  # (M, C, D)
     logits = torch.einsum("bmd,mcd->bmc", tokens, w) + probes.bias.reshape(M, -1)
     ce = F.cross_entropy(logits.reshape(B * M, -1), y.repeat_interleave(M), reduction="none").reshape(B, M)
-    return (ce * mask).sum() / mask.shape[0]  # summed over modalities: each tower gets a full-strength signal
+    hits = ((logits.argmax(-1) == y[:, None]) * mask).sum(0).detach()
+    # Summed over modalities, not averaged: each tower gets a full-strength signal of its own.
+    return (ce * mask).sum() / B, hits, mask.sum(0)
 
 
 def train_teacher(out: str | Path, cfg: TrainConfig | None = None, model_name: str = "avt-teacher") -> dict:
