@@ -34,6 +34,15 @@ def _train_teacher(args: argparse.Namespace) -> None:
     print(f"params {metrics['params'] / 1e6:.1f} M, trained in {metrics['train_seconds']:.0f} s -> {args.out}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from edgefuse.compress.bundle import write_avt_bundle
+    from edgefuse.models import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint)
+    out = write_avt_bundle(model, args.out, name=model.edgefuse_config["name"], fused=args.fused, as_zip=args.zip)
+    print(f"wrote {out}")
+
+
 def _run(args: argparse.Namespace) -> None:
     import json
 
@@ -89,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_train_teacher)
+
+    e = sub.add_parser("export", help="export a checkpoint as an fp32 ONNX bundle (encoders + fusion)")
+    e.add_argument("checkpoint", help="folder written by train-teacher / save_checkpoint")
+    e.add_argument("--out", required=True, help="bundle folder (or .zip with --zip)")
+    e.add_argument("--fused", action="store_true", help="also write one fused graph")
+    e.add_argument("--zip", action="store_true", help="write the bundle as one zip file")
+    e.set_defaults(func=_export)
 
     r = sub.add_parser("run", help="classify one item with a bundle (runtime only, no torch)")
     r.add_argument("bundle")

@@ -14,7 +14,7 @@ from torch import nn
 
 from .export import ExportedGraph, export_fused, export_split
 
-__all__ = ["example_inputs", "write_model_bundle"]
+__all__ = ["example_inputs", "write_avt_bundle", "write_model_bundle"]
 
 
 def example_inputs(image: ImageSpec, audio: AudioSpec, text: TextSpec, batch: int = 2) -> dict[str, torch.Tensor]:
@@ -96,3 +96,20 @@ def write_model_bundle(
         },
     )
     return write_bundle(out, manifest, files, as_zip=as_zip)
+
+
+def write_avt_bundle(model: nn.Module, out: str | Path, **kwargs) -> Path:
+    """`write_model_bundle` with the AVT-Digits input specs, labels and MiniLM tokenizer (the default task)."""
+    from edgefuse.models import LABELS, SAMPLE_RATE
+    from edgefuse.models.text import minilm_dir
+
+    return write_model_bundle(
+        model,
+        out,
+        labels=list(LABELS),
+        image=ImageSpec(height=64, width=64),
+        audio=AudioSpec(sample_rate=SAMPLE_RATE, samples=SAMPLE_RATE),
+        text=TextSpec(tokenizer="tokenizer.json", max_tokens=16),
+        tokenizer_json=(minilm_dir() / "tokenizer.json").read_bytes(),
+        **kwargs,
+    )

@@ -1,6 +1,6 @@
 """Reference models and the embedded AVT-Digits task (needs the `[compress]` extra: torch)."""
 
-from .avt_digits import LABELS, MODALITIES, AVTConfig, Split, describe, load_splits, write_samples
+from .avt_digits import LABELS, MODALITIES, SAMPLE_RATE, AVTConfig, Split, describe, load_splits, write_samples
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import InputError
 from .multimodal import INPUTS, MultimodalClassifier
@@ -11,6 +11,7 @@ __all__ = [
     "INPUTS",
     "LABELS",
     "MODALITIES",
+    "SAMPLE_RATE",
     "AVTConfig",
     "InputError",
     "MultimodalClassifier",
