@@ -28,7 +28,8 @@ def _train_teacher(args: argparse.Namespace) -> None:
     from edgefuse.models.avt_digits import AVTConfig
     from edgefuse.models.train import TrainConfig, format_table, train_teacher
 
-    cfg = TrainConfig(epochs=args.epochs, threads=args.threads, seed=args.seed, data=AVTConfig(seed=args.seed))
+    epochs = {"epochs": args.epochs} if args.epochs else {}
+    cfg = TrainConfig(threads=args.threads, seed=args.seed, data=AVTConfig(seed=args.seed), **epochs)
     metrics = train_teacher(args.out, cfg)
     print(format_table(metrics["accuracy"]))
     print(f"params {metrics['params'] / 1e6:.1f} M, trained in {metrics['train_seconds']:.0f} s -> {args.out}")
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train-teacher", help="train and evaluate the AVT-Digits teacher")
     t.add_argument("--out", required=True, help="folder for the checkpoint and metrics.json")
-    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--epochs", type=int, default=None, help="default: TrainConfig's (5)")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_train_teacher)

@@ -42,7 +42,7 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class TrainConfig:
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 64
     lr: float = 1e-3  # towers, fusion and head
     text_lr: float = 1e-4  # the pretrained text layers that are fine-tuned
