@@ -78,7 +78,7 @@ def measure_overhead(bundle: Bundle, backend: str = "onnx", n: int = 2000, warmu
         eng, dir_ = [], []
         for i in range(warmup + n):  # interleaved, so drift in machine load hits both alike
             t = time.perf_counter()
-            await engine.infer(**req)
+            await engine.infer(prepared=feeds)  # the same preprocessed inputs as the direct calls
             t1 = time.perf_counter()
             direct()
             t2 = time.perf_counter()

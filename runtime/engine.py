@@ -107,7 +107,9 @@ class Engine:
         self.fused = "fused" in self.graphs
         self._text = self._text_preprocessor()
         self._batch_pool = ThreadPoolExecutor(workers, thread_name_prefix="edgefuse-batch")
-        self._enc_pool = ThreadPoolExecutor(2 * workers, thread_name_prefix="edgefuse-enc")
+        # `workers` bounds the threads running graphs: batches in flight, plus helpers that run a batch's other
+        # encoders beside it. With workers=1 everything runs in one thread, in turn.
+        self._enc_pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="edgefuse-enc") if workers > 1 else None
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size, self._cache_lock = cache_size, threading.Lock()
         self._queue: asyncio.Queue[_Request] | None = None
@@ -190,13 +192,15 @@ class Engine:
         sample_rate: int | None = None,
         deadline_ms: float | None = None,
         item_id: str | None = None,
+        prepared: dict[str, np.ndarray] | None = None,
     ) -> Result:
         """Classify one item from any subset of its modalities. `deadline_ms` covers queueing and running;
-        `item_id` lets the engine reuse cached encoder outputs for an item it has seen (needs `cache_size`)."""
+        `item_id` lets the engine reuse cached encoder outputs for an item it has seen (needs `cache_size`);
+        `prepared` passes what `prepare()` returned, for apps that preprocess off the serving path."""
         if self._closing:
             raise EngineClosed("the engine is shutting down; create a new Engine")
         t0 = time.perf_counter()
-        feeds = self.prepare(image, audio, text, sample_rate)
+        feeds = prepared if prepared is not None else self.prepare(image, audio, text, sample_rate)
         present = ("image" in feeds, "audio" in feeds, "text_ids" in feeds)
         loop = asyncio.get_running_loop()
         self._start(loop)
@@ -315,9 +319,9 @@ class Engine:
             return out
 
         order = list(jobs)
-        futures = {m: self._enc_pool.submit(encode, m) for m in order[1:]}
+        futures = {m: self._enc_pool.submit(encode, m) for m in order[1:]} if self._enc_pool else {}
         results = {order[0]: encode(order[0])} if order else {}  # the first runs here: one hop fewer
-        results.update({m: f.result() for m, f in futures.items()})
+        results.update({m: futures[m].result() if m in futures else encode(m) for m in order[1:]})
         feeds = {"modality_mask": mask}
         for m in MODALITIES:
             shape = spec[f"{m}_token"].shape
@@ -398,7 +402,8 @@ class Engine:
         """Release sessions and threads now (no drain). Prefer `await aclose()` inside an event loop."""
         self._closing = self._closed = True
         self._batch_pool.shutdown(wait=False, cancel_futures=True)
-        self._enc_pool.shutdown(wait=False, cancel_futures=True)
+        if self._enc_pool:
+            self._enc_pool.shutdown(wait=False, cancel_futures=True)
         self.sessions.clear()
 
 
