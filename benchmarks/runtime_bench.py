@@ -53,9 +53,12 @@ def sample_request(bundle: Bundle, seed: int = 0) -> dict:
     return req
 
 
-def measure_overhead(bundle: Bundle, backend: str = "onnx", n: int = 2000, warmup: int = 200, threads: int = 1) -> dict:
-    """SingleStream, batch 1: `engine.infer` vs the same graphs called directly, in turn, on the same inputs."""
-    engine = Engine(bundle, backend, threads=threads, workers=1, max_batch=1)
+def measure_overhead(
+    bundle: Bundle, backend: str = "onnx", n: int = 2000, warmup: int = 200, threads: int = 1, inline_idle: bool = True
+) -> dict:
+    """SingleStream, batch 1: `engine.infer` vs the same graphs called directly, in turn, on the same inputs.
+    `inline_idle=False` measures the threaded path (two thread wake-ups per request)."""
+    engine = Engine(bundle, backend, threads=threads, workers=1, max_batch=1, inline_idle=inline_idle)
     req = sample_request(bundle)
     feeds = engine.prepare(**req)
     sessions = {
@@ -92,6 +95,7 @@ def measure_overhead(bundle: Bundle, backend: str = "onnx", n: int = 2000, warmu
     e50, d50 = percentile_ms(eng, 50), percentile_ms(dir_, 50)
     return {
         "backend": backend,
+        "inline_idle": inline_idle,
         "n": n,
         "engine_p50_ms": round(e50, 4),
         "direct_p50_ms": round(d50, 4),
@@ -199,14 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bundle")
     p.add_argument("--backend", default="onnx", choices=("onnx", "tflite"))
-    p.add_argument("--only", default="overhead,scaling,soak")
+    p.add_argument("--only", default="overhead,overhead_threaded,scaling,soak")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     bundle = Bundle.open(args.bundle)
     results = {}
+    runs = {
+        "overhead": lambda: measure_overhead(bundle, args.backend),
+        "overhead_threaded": lambda: measure_overhead(bundle, args.backend, inline_idle=False),
+        "scaling": lambda: measure_scaling(bundle, args.backend),
+        "soak": lambda: soak(bundle, args.backend),
+    }
     for what in args.only.split(","):
-        fn = {"overhead": measure_overhead, "scaling": measure_scaling, "soak": soak}[what]
-        results[what] = fn(bundle, args.backend)
+        results[what] = runs[what]()
         print(what, json.dumps(results[what]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -82,6 +82,7 @@ class Engine:
         max_queue: int = 256,
         precision: str | None = None,
         cache_size: int = 0,
+        inline_idle: bool = False,
     ) -> None:
         for name, value, ok in (
             ("threads", threads, threads >= 1),
@@ -99,6 +100,9 @@ class Engine:
         self.backend_kind = backend
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.max_queue, self.workers = max_queue, workers
+        # inline_idle: when nothing is queued or running, run the request in the calling (event-loop) thread.
+        # Saves two thread wake-ups (~0.2 ms each on a VM) for SingleStream apps; blocks the loop meanwhile.
+        self.inline_idle = inline_idle
         self.graphs = self._select(backend, precision)
         self.sessions: dict[str, Backend] = {
             key: create_backend(backend, bundle.read(g.file), threads=threads, name=g.name, outputs=list(g.outputs))
@@ -207,6 +211,16 @@ class Engine:
         cached = self._cache_get(item_id, present)
         req = _Request(feeds, present, loop.create_future(), time.perf_counter(), cached, item_id, {})
         req.timings["preprocess"] = (req.admitted - t0) * 1e3
+        if self.inline_idle and self._queue.empty() and not self._forming and not self._inflight:
+            start = time.perf_counter()
+            try:
+                out = self._compute([req])
+            except Exception as e:
+                out = e
+            self._resolve([req], out, start)
+            if deadline_ms is not None and (time.perf_counter() - t0) * 1e3 > deadline_ms:
+                raise DeadlineExceeded(f"no result within deadline_ms={deadline_ms}; raise it or lower the load")
+            return req.future.result()
         try:
             self._queue.put_nowait(req)
         except asyncio.QueueFull:
@@ -259,10 +273,15 @@ class Engine:
     async def _run_batch(self, batch: list[_Request]) -> None:
         start = time.perf_counter()
         try:
-            logits, contrib, timings = await asyncio.get_running_loop().run_in_executor(
-                self._batch_pool, self._compute, batch
-            )
-        except Exception as e:  # a failing batch fails only its own requests
+            out = await asyncio.get_running_loop().run_in_executor(self._batch_pool, self._compute, batch)
+        except Exception as e:
+            out = e
+        self._resolve(batch, out, start)
+
+    def _resolve(self, batch: list[_Request], out: tuple | Exception, start: float) -> None:
+        """Hand each request of a batch its result, or the batch's error."""
+        if isinstance(out, Exception):  # a failing batch fails only its own requests
+            e = out
             err = (
                 e
                 if isinstance(e, BackendError)
@@ -272,6 +291,7 @@ class Engine:
                 if not r.future.done():
                     r.future.set_exception(err)
             return
+        logits, contrib, timings = out
         probs = _softmax(logits.astype(np.float64))
         labels = self.manifest.labels
         for i, r in enumerate(batch):

@@ -288,3 +288,20 @@ def test_zip_bundle_loads(tmp_path):
         assert engine.infer(text="an odd number").label
     finally:
         engine.close()
+
+
+def test_inline_idle_gives_the_same_answer_and_keeps_deadlines(bundle_dir):
+    async def main():
+        threaded = Engine.load(bundle_dir)
+        inline = Engine.load(bundle_dir, inline_idle=True)
+        a, b = await threaded.infer(**sample_inputs()), await inline.infer(**sample_inputs())
+        rec = wrap(inline, "fusion", delay=0.1)
+        with pytest.raises(DeadlineExceeded):
+            await inline.infer(text="slow", deadline_ms=20)
+        await threaded.aclose()
+        await inline.aclose()
+        return a, b, rec
+
+    a, b, rec = run(main())
+    assert a.probabilities == b.probabilities and a.contributions == b.contributions
+    assert b.timings_ms["queue"] < 1.0 and len(rec.calls) == 1
