@@ -292,12 +292,12 @@ class Engine:
                     r.future.set_exception(err)
             return
         logits, contrib, timings = out
-        probs = _softmax(logits.astype(np.float64))
+        probs = _softmax(logits.astype(np.float64)).tolist()
         labels = self.manifest.labels
         for i, r in enumerate(batch):
             if r.future.done():
                 continue
-            k = int(probs[i].argmax())
+            k = max(range(len(labels)), key=probs[i].__getitem__)
             t = {
                 **r.timings,
                 "queue": (start - r.admitted) * 1e3,
@@ -308,12 +308,12 @@ class Engine:
                 Result(
                     label=labels[k],
                     index=k,
-                    probabilities={lab: float(p) for lab, p in zip(labels, probs[i], strict=True)},
+                    probabilities=dict(zip(labels, probs[i], strict=True)),
                     contributions={
                         m: float(c) if r.present[j] else 0.0
                         for j, (m, c) in enumerate(zip(MODALITIES, contrib[i], strict=True))
                     },
-                    timings_ms={k: round(v, 4) for k, v in t.items()},
+                    timings_ms=t,
                 )
             )
 
@@ -333,7 +333,11 @@ class Engine:
 
         def encode(m: str) -> np.ndarray:
             t = time.perf_counter()
-            feeds = {n: np.stack([batch[i].feeds[n] for i in jobs[m]]) for n in names[m]}
+            rows = jobs[m]  # one row (SingleStream) is a view, not a copy
+            feeds = {
+                n: batch[rows[0]].feeds[n][None] if len(rows) == 1 else np.stack([batch[i].feeds[n] for i in rows])
+                for n in names[m]
+            }
             out = next(iter(self.sessions[m].run(feeds).values()))
             timings[m] = (time.perf_counter() - t) * 1e3
             return out
@@ -344,8 +348,11 @@ class Engine:
         results.update({m: futures[m].result() if m in futures else encode(m) for m in order[1:]})
         feeds = {"modality_mask": mask}
         for m in MODALITIES:
-            shape = spec[f"{m}_token"].shape
-            tok = np.zeros((len(batch), shape[-1]), np.float32)
+            if m in results and len(jobs[m]) == len(batch):  # every row computed: use the output as it is
+                feeds[f"{m}_token"] = results[m]
+                self._cache_put(batch, jobs[m], m, results[m])
+                continue
+            tok = np.zeros((len(batch), spec[f"{m}_token"].shape[-1]), np.float32)
             if m in results:
                 tok[jobs[m]] = results[m]
                 self._cache_put(batch, jobs[m], m, results[m])
