@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 from edgefuse.runtime import Bundle, DeadlineExceeded, Engine, Overloaded
 from edgefuse.runtime.backends import create_backend
+from edgefuse.runtime.manifest import ENCODER_INPUTS
 
 __all__ = ["measure_overhead", "measure_scaling", "percentile_ms", "rss_mb", "soak"]
-
-MODALITY_INPUTS = {"image": ("image",), "audio": ("audio",), "text": ("text_ids", "text_mask")}
 
 
 def percentile_ms(samples_s: list[float], q: float) -> float:
@@ -72,8 +71,8 @@ def measure_overhead(
             sessions["fused"].run({**{k: v[None] for k, v in feeds.items()}, "modality_mask": mask})
             return
         toks = {
-            f"{m}_token": sessions[m].run({n: feeds[n][None] for n in MODALITY_INPUTS[m]})["token"]
-            for m in MODALITY_INPUTS
+            f"{m}_token": sessions[m].run({n: feeds[n][None] for n in ENCODER_INPUTS[m]})["token"]
+            for m in ENCODER_INPUTS
         }
         sessions["fusion"].run({**toks, "modality_mask": mask})
 

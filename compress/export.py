@@ -9,11 +9,11 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from edgefuse.runtime.manifest import ENCODER_INPUTS
 from torch import nn
 
-__all__ = ["ENCODER_INPUTS", "ExportedGraph", "export_fused", "export_split"]
+__all__ = ["ExportedGraph", "export_fused", "export_split"]
 
-ENCODER_INPUTS = {"image": ("image",), "audio": ("audio",), "text": ("text_ids", "text_mask")}
 _MODALITIES = ("image", "audio", "text")
 
 

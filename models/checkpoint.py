@@ -10,7 +10,7 @@ from torch import nn
 from .errors import InputError
 from .registry import create_model
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["checkpoint_meta", "load_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict | None = None) -> Path:
@@ -48,6 +48,3 @@ def load_checkpoint(path: str | Path) -> nn.Module:
 
 def checkpoint_meta(path: str | Path) -> dict:
     return json.loads((Path(path) / "config.json").read_text()).get("meta", {})
-
-
-__all__ += ["checkpoint_meta"]

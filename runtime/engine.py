@@ -26,7 +26,7 @@ import numpy as np
 from . import preprocess
 from .backends import Backend, create_backend
 from .errors import BackendError, BundleError, DeadlineExceeded, EngineClosed, InputError, Overloaded
-from .manifest import Bundle, GraphSpec
+from .manifest import ENCODER_INPUTS, Bundle, GraphSpec
 
 __all__ = ["MODALITIES", "Engine", "Result", "SyncEngine"]
 
@@ -329,14 +329,13 @@ class Engine:
             rows = [i for i, r in enumerate(batch) if r.present[j] and m not in r.cached]
             if rows and m in self.sessions:
                 jobs[m] = rows
-        names = {"image": ("image",), "audio": ("audio",), "text": ("text_ids", "text_mask")}
 
         def encode(m: str) -> np.ndarray:
             t = time.perf_counter()
             rows = jobs[m]  # one row (SingleStream) is a view, not a copy
             feeds = {
                 n: batch[rows[0]].feeds[n][None] if len(rows) == 1 else np.stack([batch[i].feeds[n] for i in rows])
-                for n in names[m]
+                for n in ENCODER_INPUTS[m]
             }
             out = next(iter(self.sessions[m].run(feeds).values()))
             timings[m] = (time.perf_counter() - t) * 1e3

@@ -18,6 +18,7 @@ from typing import Any
 from .errors import BundleError
 
 __all__ = [
+    "ENCODER_INPUTS",
     "FORMATS",
     "PRECISIONS",
     "ROLES",
@@ -39,6 +40,8 @@ FORMATS = ("onnx", "tflite")
 # int8 = integer weights and activations; int8-weights = weight-only int8, float compute; mixed = some ops kept fp32.
 PRECISIONS = ("fp32", "fp16", "int8", "int8-weights", "mixed")
 MODALITIES = ("image", "audio", "text")
+# The graph contract: each modality's encoder graph takes these inputs and returns `token` (B, D).
+ENCODER_INPUTS = {"image": ("image",), "audio": ("audio",), "text": ("text_ids", "text_mask")}
 DTYPES = ("float32", "int64", "int32", "int8", "uint8")
 
 
@@ -233,10 +236,6 @@ class Bundle:
                 raise BundleError(name, "does not match its sha256 in the manifest (corrupt or tampered)")
             blobs[name] = data
         return cls(manifest, blobs, source)
-
-    def verify_report(self) -> list[tuple[str, int, str]]:
-        """(file, size, sha256) for every verified file; opening already raised on any mismatch."""
-        return [(n, m["size_bytes"], m["sha256"]) for n, m in sorted(self.manifest.files.items())]
 
 
 def _zip_root(names: list[str]) -> str:
