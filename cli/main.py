@@ -35,6 +35,23 @@ def _train_teacher(args: argparse.Namespace) -> None:
     print(f"params {metrics['params'] / 1e6:.1f} M, trained in {metrics['train_seconds']:.0f} s -> {args.out}")
 
 
+def _distill(args: argparse.Namespace) -> None:
+    from edgefuse.compress.recipe import prune_and_distill
+
+    r = prune_and_distill(args.teacher, args.recipe, args.out, baseline=not args.no_baseline)
+    rows = [("teacher", r["teacher"]), ("student", r["student"])]
+    if "baseline_no_teacher" in r:
+        rows.append(("no-teacher", r["baseline_no_teacher"]))
+    keys = ("all", "no_image", "no_audio", "no_text", "image_only", "audio_only", "text_only")
+    print(f"{'model':11} " + " ".join(f"{k:>10}" for k in keys))
+    for name, row in rows:
+        print(f"{name:11} " + " ".join(f"{row['accuracy'][k]:>10.3f}" for k in keys))
+    print(
+        f"student/teacher: params {r['ratios']['params']:.3f}, MACs {r['ratios']['macs']:.3f}; seconds {r['seconds']}"
+    )
+    print(f"-> {args.out}/report.json, {args.out}/student/")
+
+
 def _export(args: argparse.Namespace) -> None:
     from edgefuse.compress.bundle import write_avt_bundle
     from edgefuse.models import load_checkpoint
@@ -99,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_train_teacher)
+
+    d2 = sub.add_parser("distill", help="prune the teacher and distil a student (recipe's [prune] and [distill])")
+    d2.add_argument("teacher", help="teacher checkpoint folder")
+    d2.add_argument("--recipe", default="recipes/avt-default.toml")
+    d2.add_argument("--out", required=True)
+    d2.add_argument("--no-baseline", action="store_true", help="skip the no-teacher fine-tune used for comparison")
+    d2.set_defaults(func=_distill)
 
     e = sub.add_parser("export", help="export a checkpoint as an fp32 ONNX bundle (encoders + fusion)")
     e.add_argument("checkpoint", help="folder written by train-teacher / save_checkpoint")
