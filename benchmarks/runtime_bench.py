@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from edgefuse.runtime import Bundle, DeadlineExceeded, Engine, Overloaded
 from edgefuse.runtime.backends import create_backend
 from edgefuse.runtime.manifest import ENCODER_INPUTS

@@ -9,8 +9,9 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from edgefuse.runtime.manifest import AudioSpec, GraphSpec, ImageSpec, Manifest, TensorSpec, TextSpec, write_bundle
 from torch import nn
+
+from edgefuse.runtime.manifest import AudioSpec, GraphSpec, ImageSpec, Manifest, TensorSpec, TextSpec, write_bundle
 
 from .export import ExportedGraph, export_fused, export_split
 

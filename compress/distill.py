@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from edgefuse.models.train import drop_modalities
-from edgefuse.models.train import to_torch as _tensors
 from torch import nn
 from torch.nn import functional as F
+
+from edgefuse.models.train import drop_modalities
+from edgefuse.models.train import to_torch as _tensors
 
 __all__ = ["DistillConfig", "WithRemap", "distill", "remap_ids"]
 

@@ -9,8 +9,9 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from edgefuse.runtime.manifest import ENCODER_INPUTS
 from torch import nn
+
+from edgefuse.runtime.manifest import ENCODER_INPUTS
 
 __all__ = ["ExportedGraph", "export_fused", "export_split"]
 

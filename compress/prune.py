@@ -279,8 +279,9 @@ def save_pruned(model: nn.Module, path: str | Path, meta: dict | None = None) ->
 
 def load_pruned(path: str | Path) -> nn.Module:
     """Rebuild the unpruned model from the registry, shrink it to the saved shapes, load the weights (strict)."""
-    from edgefuse.models import create_model
     from safetensors.torch import load_file
+
+    from edgefuse.models import create_model
 
     path = Path(path)
     config = json.loads((path / "config.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from edgefuse.compress.bundle import write_avt_bundle
 from edgefuse.models import MODALITIES, create_model
 from edgefuse.models.text import Tokenizer

@@ -2,10 +2,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from torch import nn
+
 from edgefuse.compress.export import export_split
 from edgefuse.compress.prune import PruneConfig, PrunePlan, load_pruned, prune, save_pruned
 from edgefuse.models import create_model
-from torch import nn
 
 
 def _example(batch=2, vocab=30522):

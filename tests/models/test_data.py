@@ -2,6 +2,7 @@ import wave
 
 import numpy as np
 import pytest
+
 from edgefuse.models import MODALITIES, AVTConfig, InputError, Tokenizer, describe, load_splits, write_samples
 from edgefuse.models.avt_digits import _FIELDS
 

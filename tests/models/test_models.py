@@ -4,6 +4,7 @@ from functools import cache
 import numpy as np
 import pytest
 import torch
+
 from edgefuse.models import InputError, create_model, list_models, load_checkpoint, save_checkpoint
 from edgefuse.models.fusion import FUSIONS
 from edgefuse.models.multimodal import MODALITIES
@@ -88,9 +89,10 @@ def test_checkpoint_save_load_gives_identical_outputs(tmp_path):
 
 
 def test_pretrained_minilm_matches_sentence_transformers():
+    from sentence_transformers import SentenceTransformer
+
     from edgefuse.models import TextEncoder, Tokenizer
     from edgefuse.models.text import minilm_dir
-    from sentence_transformers import SentenceTransformer
 
     texts = ["an odd number", "a digit with a closed loop", "the digit seven"]
     ids, mask = Tokenizer(max_tokens=16).encode(texts)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from edgefuse.models import AVTConfig, InputError, create_model, load_splits
 from edgefuse.models.train import CONDITIONS, TrainConfig, drop_modalities, evaluate, fit
 

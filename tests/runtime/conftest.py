@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from edgefuse.runtime.manifest import AudioSpec, GraphSpec, ImageSpec, Manifest, TensorSpec, TextSpec, write_bundle
 from torch import nn
+
+from edgefuse.runtime.manifest import AudioSpec, GraphSpec, ImageSpec, Manifest, TensorSpec, TextSpec, write_bundle
 
 D, CLASSES, SIDE, RATE, SAMPLES, TOKENS = 8, 10, 32, 8000, 8000, 16
 LABELS = [str(i) for i in range(CLASSES)]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import sample_inputs
+
 from edgefuse.runtime import Bundle, BundleError, Engine, InputError
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from conftest import sample_inputs
+
 from edgefuse.runtime import (
     BackendError,
     Bundle,
