@@ -35,6 +35,28 @@ def _train_teacher(args: argparse.Namespace) -> None:
     print(f"params {metrics['params'] / 1e6:.1f} M, trained in {metrics['train_seconds']:.0f} s -> {args.out}")
 
 
+def _prune(args: argparse.Namespace) -> None:
+    import copy
+    import json
+
+    from edgefuse.compress.bundle import example_inputs
+    from edgefuse.compress.prune import prune, save_pruned
+    from edgefuse.compress.recipe import load_recipe
+    from edgefuse.models import load_checkpoint
+    from edgefuse.runtime import AudioSpec, ImageSpec, TextSpec
+
+    cfg, _, _ = load_recipe(args.recipe)
+    if cfg.vocab_embedding and cfg.vocab_keep is None:
+        cfg.vocab_embedding = None  # vocabulary pruning needs the data: `edgefuse distill` does it
+    teacher = load_checkpoint(args.checkpoint)
+    example = example_inputs(ImageSpec(64, 64), AudioSpec(16000, 16000), TextSpec("tokenizer.json", 16), batch=1)
+    model, report = prune(copy.deepcopy(teacher), example, cfg)
+    summary = {"before": report.before, "after": report.after}
+    out = save_pruned(model, args.out, meta={"recipe": args.recipe})
+    (out / "prune_report.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
 def _distill(args: argparse.Namespace) -> None:
     from edgefuse.compress.recipe import prune_and_distill
 
@@ -116,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_train_teacher)
+
+    pr = sub.add_parser("prune", help="prune a checkpoint per a recipe's [prune] table (no distillation)")
+    pr.add_argument("checkpoint")
+    pr.add_argument("--recipe", default="recipes/avt-default.toml")
+    pr.add_argument("--out", required=True, help="folder for the pruned model (safetensors + shapes JSON)")
+    pr.set_defaults(func=_prune)
 
     d2 = sub.add_parser("distill", help="prune the teacher and distil a student (recipe's [prune] and [distill])")
     d2.add_argument("teacher", help="teacher checkpoint folder")

@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["PruneConfig", "PrunePlan", "PruneReport", "count", "load_pruned", "prune", "save_pruned"]
+__all__ = ["PruneConfig", "PrunePlan", "PruneReport", "count", "load_pruned", "prune", "save_pruned", "step_config"]
 
 
 class PruneConfigError(ValueError):
@@ -42,7 +43,7 @@ class PrunePlan:
 @dataclass
 class PruneConfig:
     plans: dict[str, PrunePlan] = field(default_factory=dict)  # module name -> plan
-    importance: str = "magnitude"  # magnitude (L2 of each group) | lamp
+    importance: str = "magnitude"  # magnitude (L2 of each group) | lamp | taylor (|weight x gradient|)
     global_ranking: bool = False  # rank channels across modules instead of per layer
     round_to: int = 8  # kept channel counts are multiples of this
     ignore: list[str] = field(default_factory=list)  # modules left whole (e.g. the classifier head)
@@ -139,7 +140,30 @@ def count(model: nn.Module, example: dict[str, torch.Tensor]) -> dict[str, dict[
 _IMPORTANCE = {
     "magnitude": lambda tp: tp.importance.GroupMagnitudeImportance(p=2),
     "lamp": lambda tp: tp.importance.LAMPImportance(p=2),
+    "taylor": lambda tp: tp.importance.GroupTaylorImportance(),  # needs gradients: prune(..., calibration=)
 }
+
+
+def step_config(config: PruneConfig, steps: int, step: int) -> PruneConfig:
+    """The config for step `step` (0-based) of `steps` iterative steps: each step removes the same fraction of what
+    is left, so after all steps the ratios compound to the configured ones; depth and vocabulary go in step 0."""
+
+    def frac(r: float) -> float:
+        return 1 - (1 - r) ** (1 / steps)
+
+    first = step == 0
+    return PruneConfig(
+        plans={
+            k: PrunePlan(frac(p.ratio), frac(p.head_ratio), p.keep_layers if first else None)
+            for k, p in config.plans.items()
+        },
+        importance=config.importance,
+        global_ranking=config.global_ranking,
+        round_to=config.round_to,
+        ignore=list(config.ignore),
+        vocab_embedding=config.vocab_embedding if first else None,
+        vocab_keep=config.vocab_keep if first else None,
+    )
 
 
 def _attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -167,12 +191,20 @@ def _prune_vocab(model: nn.Module, name: str, keep: list[int]) -> np.ndarray:
 
 
 def prune(
-    model: nn.Module, example_inputs: dict[str, torch.Tensor], config: PruneConfig
+    model: nn.Module,
+    example_inputs: dict[str, torch.Tensor],
+    config: PruneConfig,
+    calibration: Callable[[nn.Module], torch.Tensor] | None = None,
 ) -> tuple[nn.Module, PruneReport]:
-    """Prune `model` in place per `config`; returns it and a report (params/MACs per top-level child)."""
+    """Prune `model` in place per `config`; returns it and a report (params/MACs per top-level child).
+    `calibration(model) -> loss` on real data supplies the gradients that `importance="taylor"` ranks by."""
     import torch_pruning as tp
 
     config.check(model)
+    if config.importance == "taylor" and calibration is None:
+        raise PruneConfigError(
+            "importance", "taylor ranks by gradients", "pass calibration=lambda m: loss on a real batch"
+        )
     model.eval()
     before = count(model, example_inputs)
     depth = {}
@@ -225,7 +257,11 @@ def prune(
                 unwrapped_parameters=unwrapped,
                 forward_fn=lambda m, x: m(**x),
             )
+            if calibration is not None:
+                model.zero_grad()
+                calibration(model).backward()
             pruner.step()
+            model.zero_grad(set_to_none=True)
         for att in _attention_modules(model):
             att.num_heads = pruner.num_heads[att.q]
     after = count(model, example_inputs)

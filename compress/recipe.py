@@ -3,28 +3,57 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import tomllib
+from torch import nn
 
-from .distill import DistillConfig, WithRemap, distill
-from .prune import PruneConfig, prune, save_pruned
+from .distill import DistillConfig, WithRemap, distill, remap_ids
+from .prune import PruneConfig, PruneReport, prune, save_pruned, step_config
 
-__all__ = ["load_recipe", "prune_and_distill"]
+__all__ = ["load_recipe", "prune_and_distill", "prune_distill_steps"]
 
 
-def load_recipe(path: str | Path) -> tuple[PruneConfig, DistillConfig]:
+def load_recipe(path: str | Path) -> tuple[PruneConfig, DistillConfig, int]:
+    """-> (prune config, distill config, steps). `steps` > 1 alternates pruning a share and distilling."""
     data = tomllib.loads(Path(path).read_text())
-    unknown = set(data) - {"prune", "distill"}
+    unknown = set(data) - {"prune", "distill", "steps"}
     if unknown:
-        raise ValueError(f"{sorted(unknown)[0]}: not a recipe section; use [prune] and [distill]")
+        raise ValueError(f"{sorted(unknown)[0]}: not a recipe setting; use steps, [prune] and [distill]")
+    steps = data.get("steps", 1)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: must be an integer >= 1, got {steps!r}")
     try:
-        return PruneConfig.from_dict(data.get("prune", {})), DistillConfig(**data.get("distill", {}))
+        return PruneConfig.from_dict(data.get("prune", {})), DistillConfig(**data.get("distill", {})), steps
     except TypeError as e:  # an unknown key in [distill] or a plan
         raise ValueError(f"recipe {path}: {e}") from e
+
+
+def prune_distill_steps(
+    teacher: nn.Module, splits: dict, example: dict, prune_cfg: PruneConfig, distill_cfg: DistillConfig, steps: int = 1
+) -> tuple[nn.Module, PruneReport, list[dict], dict[str, float]]:
+    """Prune a copy of `teacher` and distil it; with `steps` > 1, each step prunes an equal share of what is left
+    (ratios compound to the plan's) and distils for its share of the epochs. The teacher is left untouched."""
+    seconds = {"prune": 0.0, "distill": 0.0}
+    student, logs, remap, before = copy.deepcopy(teacher), [], None, None
+    per_step = dataclasses.replace(distill_cfg, epochs=max(1, -(-distill_cfg.epochs // steps)))
+    for step in range(steps):
+        t = time.perf_counter()
+        cfg = prune_cfg if steps == 1 else step_config(prune_cfg, steps, step)
+        student, report = prune(student, remap_ids(example, remap), cfg)
+        remap = report.vocab_remap if remap is None else remap
+        before = before or report.before
+        seconds["prune"] += time.perf_counter() - t
+        t = time.perf_counter()
+        student, step_logs = distill(student, teacher, splits, per_step, remap)
+        logs += step_logs
+        seconds["distill"] += time.perf_counter() - t
+    report.before, report.vocab_remap = before, remap
+    return student, report, logs, seconds
 
 
 def prune_and_distill(teacher_dir: str | Path, recipe: str | Path, out: str | Path, baseline: bool = True) -> dict:
@@ -36,21 +65,14 @@ def prune_and_distill(teacher_dir: str | Path, recipe: str | Path, out: str | Pa
     from edgefuse.runtime import AudioSpec, ImageSpec, TextSpec
 
     out = Path(out)
-    prune_cfg, distill_cfg = load_recipe(recipe)
+    prune_cfg, distill_cfg, steps = load_recipe(recipe)
     teacher = load_checkpoint(teacher_dir)
     splits = load_splits(AVTConfig())
     example = example_inputs(ImageSpec(64, 64), AudioSpec(16000, 16000), TextSpec("tokenizer.json", 16), batch=1)
     if prune_cfg.vocab_embedding and prune_cfg.vocab_keep is None:
         used = np.unique(np.concatenate([s.text_ids.ravel() for s in splits.values()]))
         prune_cfg.vocab_keep = sorted({*used.tolist(), 0, 100, 101, 102})  # + [PAD] [UNK] [CLS] [SEP]
-    seconds = {}
-    t = time.perf_counter()
-    student, report = prune(copy.deepcopy(teacher), example, prune_cfg)
-    seconds["prune"] = time.perf_counter() - t
-    pruned = copy.deepcopy(student)
-    t = time.perf_counter()
-    student, logs = distill(student, teacher, splits, distill_cfg, report.vocab_remap)
-    seconds["distill"] = time.perf_counter() - t
+    student, report, logs, seconds = prune_distill_steps(teacher, splits, example, prune_cfg, distill_cfg, steps)
     result = {
         "teacher": {**report.before["total"], "accuracy": evaluate(teacher, splits["test"])},
         "student": {
@@ -61,6 +83,7 @@ def prune_and_distill(teacher_dir: str | Path, recipe: str | Path, out: str | Pa
     }
     if baseline:
         t = time.perf_counter()
+        pruned, _ = prune(copy.deepcopy(teacher), example, prune_cfg)  # the student's final shape, in one shot
         base, _ = distill(pruned, None, splits, distill_cfg, report.vocab_remap)
         seconds["baseline"] = time.perf_counter() - t
         result["baseline_no_teacher"] = {"accuracy": evaluate(WithRemap(base, report.vocab_remap), splits["test"])}

@@ -60,3 +60,22 @@ def test_two_process_gloo_ddp_keeps_ranks_identical_and_learns(tmp_path):
     np.testing.assert_array_equal(a, b)
     loss = np.load(tmp_path / "loss0.npy")
     assert loss[-1] < loss[0]
+
+
+def test_iterative_prune_distill_reaches_the_single_shot_shape():
+    from edgefuse.compress.prune import PruneConfig, PrunePlan, prune
+    from edgefuse.compress.recipe import prune_distill_steps
+
+    teacher, _ = _models()
+    splits = load_splits(AVTConfig(sizes=SIZES), cache=False)
+    example = {k: torch.from_numpy(v) for k, v in splits["train"].inputs(np.arange(2)).items()}
+    plan = PruneConfig(plans={"image": PrunePlan(0.5), "audio": PrunePlan(0.5)}, round_to=1, ignore=["head"])
+    student, report, logs, seconds = prune_distill_steps(
+        teacher, splits, example, plan, DistillConfig(epochs=2, batch_size=64), steps=2
+    )
+    one_shot, _ = prune(_models()[0], example, plan)
+    shape = lambda m: [c.out_channels for c in m.image.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert shape(student) == pytest.approx(shape(one_shot), abs=1)
+    assert len(logs) == 2 and seconds["distill"] > 0
+    assert report.after["total"]["params"] < report.before["total"]["params"]
+    assert sum(p.numel() for p in teacher.parameters()) == report.before["total"]["params"]  # teacher untouched

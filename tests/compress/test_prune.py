@@ -144,3 +144,27 @@ def test_config_round_trips_through_a_dict():
     with pytest.raises(ValueError, match="ratios"):
         PruneConfig.from_dict({"ratios": 1})
     np.testing.assert_equal(cfg.to_dict()["plans"]["image"]["ratio"], 0.5)
+
+
+def test_step_configs_compound_to_the_plan():
+    from edgefuse.compress.prune import step_config
+
+    cfg = PruneConfig(
+        plans={"image": PrunePlan(0.75, head_ratio=0.0, keep_layers=None)}, vocab_embedding="text.tok", vocab_keep=[1]
+    )
+    steps = [step_config(cfg, 2, i) for i in range(2)]
+    assert [s.plans["image"].ratio for s in steps] == pytest.approx([0.5, 0.5])
+    assert steps[0].vocab_keep == [1] and steps[1].vocab_keep is None
+
+
+def test_taylor_importance_needs_and_uses_gradients():
+    model = _model()
+    cfg = PruneConfig(plans={"image": PrunePlan(0.5)}, importance="taylor", ignore=["head"])
+    with pytest.raises(ValueError) as e:
+        prune(model, _example(), cfg)
+    assert e.value.name == "importance"
+    ex = _example()
+    labels = torch.tensor([3, 7])
+    model, report = prune(model, ex, cfg, calibration=lambda m: nn.functional.cross_entropy(m(**ex)["logits"], labels))
+    assert report.after["image"]["params"] < report.before["image"]["params"]
+    assert all(p.grad is None for p in model.parameters())
