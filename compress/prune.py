@@ -120,20 +120,20 @@ class PruneReport:
     vocab_remap: np.ndarray | None = None  # original id -> kept row (-1 = dropped)
 
 
-def _macs_params(model: nn.Module, example: dict) -> tuple[int, int]:
+def count(model: nn.Module, example: dict[str, torch.Tensor]) -> dict[str, dict[str, int]]:
+    """Params and MACs (of layers, for the batch in `example`) for the whole model and each top-level child."""
     import torch_pruning as tp
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # tp prints batch-size notes
         warnings.simplefilter("ignore")
-        macs, params = tp.utils.count_ops_and_params(model, example)
-    return int(macs), int(params)
-
-
-def count(model: nn.Module, example: dict[str, torch.Tensor]) -> dict[str, dict[str, int]]:
-    """Params and MACs (batch as in `example`) for the whole model and each top-level child."""
-    out = {"total": dict(zip(("macs", "params"), _macs_params(model, example), strict=True))}
+        macs, params, layer_macs, _ = tp.utils.count_ops_and_params(model, example, layer_wise=True)
+    out = {"total": {"macs": int(macs), "params": int(params)}}
     for name, child in model.named_children():
-        out[name] = {"params": sum(p.numel() for p in child.parameters())}
+        leaves = [m for m in child.modules() if not list(m.children())]
+        out[name] = {
+            "macs": int(sum(layer_macs.get(m) or 0 for m in leaves)),
+            "params": sum(p.numel() for p in child.parameters()),
+        }
     return out
 
 

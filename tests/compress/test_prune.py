@@ -50,6 +50,7 @@ def test_channel_counts_are_rounded(round_to):
     convs = [m for k in ("image", "audio") for m in getattr(model, k).modules() if isinstance(m, nn.Conv2d)]
     assert all(c.out_channels % round_to == 0 for c in convs)
     assert report.after["image"]["params"] < report.before["image"]["params"]
+    assert report.after["image"]["macs"] < report.before["image"]["macs"] and report.after["audio"]["macs"] > 0
 
 
 def test_vocab_pruning_keeps_logits_of_in_vocab_text():
@@ -167,4 +168,5 @@ def test_taylor_importance_needs_and_uses_gradients():
     labels = torch.tensor([3, 7])
     model, report = prune(model, ex, cfg, calibration=lambda m: nn.functional.cross_entropy(m(**ex)["logits"], labels))
     assert report.after["image"]["params"] < report.before["image"]["params"]
+    assert report.after["image"]["macs"] < report.before["image"]["macs"] and report.after["audio"]["macs"] > 0
     assert all(p.grad is None for p in model.parameters())
