@@ -123,7 +123,7 @@ def distill(
     rank, world = _dist()
     torch.manual_seed(cfg.seed)
     if teacher is not None:
-        teacher.eval().requires_grad_(False)
+        teacher.eval()  # its forward runs under no_grad; its requires_grad flags stay the caller's
     train, val = splits["train"], splits["val"]
     proj = None
     if cfg.feature_weight and teacher is not None:

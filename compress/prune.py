@@ -206,6 +206,9 @@ def prune(
             "importance", "taylor ranks by gradients", "pass calibration=lambda m: loss on a real batch"
         )
     model.eval()
+    # torch-pruning skips frozen parameters, which leaves shared widths inconsistent: unfreeze, re-freeze after.
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    model.requires_grad_(True)
     before = count(model, example_inputs)
     depth = {}
     for key, plan in config.plans.items():
@@ -264,6 +267,8 @@ def prune(
             model.zero_grad(set_to_none=True)
         for att in _attention_modules(model):
             att.num_heads = pruner.num_heads[att.q]
+    for n, p in model.named_parameters():
+        p.requires_grad_(n not in frozen)
     after = count(model, example_inputs)
     model.edgefuse_pruned = {"depth": depth, "vocab": config.vocab_embedding}
     return model, PruneReport(before, after, remap)

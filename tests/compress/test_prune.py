@@ -170,3 +170,20 @@ def test_taylor_importance_needs_and_uses_gradients():
     assert report.after["image"]["params"] < report.before["image"]["params"]
     assert report.after["image"]["macs"] < report.before["image"]["macs"] and report.after["audio"]["macs"] > 0
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_frozen_parameters_prune_consistently_and_stay_frozen():
+    model = _model()
+    model.requires_grad_(False)  # e.g. a teacher after distillation
+    model.image.requires_grad_(True)
+    cfg = PruneConfig(
+        plans={"text": PrunePlan(0.5, head_ratio=0.5), "image": PrunePlan(0.5)},
+        ignore=["head"],
+        vocab_embedding="text.tok",  # a fresh (trainable) embedding next to frozen positions
+        vocab_keep=list(range(900, 1200)),
+    )
+    model, report = prune(model, _example(), cfg)
+    ids = torch.from_numpy(report.vocab_remap).long()[_example()["text_ids"]].clamp(min=0)
+    assert model(**dict(_example(), text_ids=ids))["logits"].shape == (2, 10)
+    assert not any(p.requires_grad for p in model.text.parameters())
+    assert all(p.requires_grad for p in model.image.parameters())
