@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -37,9 +38,17 @@ MODALITIES = ("image", "audio", "text")
 class Result:
     label: str
     index: int
-    probabilities: dict[str, float]
+    logits: np.ndarray  # (classes,) as the graph returned them
+    labels: list[str]
     contributions: dict[str, float]  # each modality's share of the fused decision (0 where absent)
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @functools.cached_property
+    def probabilities(self) -> dict[str, float]:
+        """Softmax of the logits per label; computed on first use, off the serving path."""
+        z = self.logits.astype(np.float64)
+        e = np.exp(z - z.max())
+        return dict(zip(self.labels, (e / e.sum()).tolist(), strict=True))
 
     def to_dict(self) -> dict:
         return {
@@ -60,11 +69,6 @@ class _Request:
     cached: dict[str, np.ndarray]  # modality -> token from the item cache
     item_id: str | None
     timings: dict[str, float]
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class Engine:
@@ -292,12 +296,13 @@ class Engine:
                     r.future.set_exception(err)
             return
         logits, contrib, timings = out
-        probs = _softmax(logits.astype(np.float64)).tolist()
         labels = self.manifest.labels
+        best = logits.argmax(axis=1).tolist()
+        contrib = contrib.tolist()
         for i, r in enumerate(batch):
             if r.future.done():
                 continue
-            k = max(range(len(labels)), key=probs[i].__getitem__)
+            k = best[i]
             t = {
                 **r.timings,
                 "queue": (start - r.admitted) * 1e3,
@@ -308,10 +313,10 @@ class Engine:
                 Result(
                     label=labels[k],
                     index=k,
-                    probabilities=dict(zip(labels, probs[i], strict=True)),
+                    logits=logits[i],
+                    labels=labels,
                     contributions={
-                        m: float(c) if r.present[j] else 0.0
-                        for j, (m, c) in enumerate(zip(MODALITIES, contrib[i], strict=True))
+                        m: c if p else 0.0 for m, c, p in zip(MODALITIES, contrib[i], r.present, strict=True)
                     },
                     timings_ms=t,
                 )
