@@ -39,17 +39,16 @@ def _prune(args: argparse.Namespace) -> None:
     import copy
     import json
 
-    from edgefuse.compress.bundle import example_inputs
+    from edgefuse.compress.bundle import avt_specs, example_inputs
     from edgefuse.compress.prune import prune, save_pruned
     from edgefuse.compress.recipe import load_recipe
     from edgefuse.models import load_checkpoint
-    from edgefuse.runtime import AudioSpec, ImageSpec, TextSpec
 
     cfg, _, _ = load_recipe(args.recipe)
     if cfg.vocab_embedding and cfg.vocab_keep is None:
         cfg.vocab_embedding = None  # vocabulary pruning needs the data: `edgefuse distill` does it
     teacher = load_checkpoint(args.checkpoint)
-    example = example_inputs(ImageSpec(64, 64), AudioSpec(16000, 16000), TextSpec("tokenizer.json", 16), batch=1)
+    example = example_inputs(**avt_specs(), batch=1)
     model, report = prune(copy.deepcopy(teacher), example, cfg)
     summary = {"before": report.before, "after": report.after}
     out = save_pruned(model, args.out, meta={"recipe": args.recipe})

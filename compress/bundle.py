@@ -15,7 +15,7 @@ from edgefuse.runtime.manifest import AudioSpec, GraphSpec, ImageSpec, Manifest,
 
 from .export import ExportedGraph, export_fused, export_split
 
-__all__ = ["example_inputs", "write_avt_bundle", "write_model_bundle"]
+__all__ = ["avt_specs", "example_inputs", "write_avt_bundle", "write_model_bundle"]
 
 
 def example_inputs(image: ImageSpec, audio: AudioSpec, text: TextSpec, batch: int = 2) -> dict[str, torch.Tensor]:
@@ -99,18 +99,21 @@ def write_model_bundle(
     return write_bundle(out, manifest, files, as_zip=as_zip)
 
 
+def avt_specs() -> dict:
+    """The default task's input specs: RGB 64x64, 1 s at 16 kHz, 16 MiniLM tokens."""
+    from edgefuse.models import SAMPLE_RATE
+
+    return {
+        "image": ImageSpec(height=64, width=64),
+        "audio": AudioSpec(sample_rate=SAMPLE_RATE, samples=SAMPLE_RATE),
+        "text": TextSpec(tokenizer="tokenizer.json", max_tokens=16),
+    }
+
+
 def write_avt_bundle(model: nn.Module, out: str | Path, **kwargs) -> Path:
     """`write_model_bundle` with the AVT-Digits input specs, labels and MiniLM tokenizer (the default task)."""
-    from edgefuse.models import LABELS, SAMPLE_RATE
+    from edgefuse.models import LABELS
     from edgefuse.models.text import minilm_dir
 
-    return write_model_bundle(
-        model,
-        out,
-        labels=list(LABELS),
-        image=ImageSpec(height=64, width=64),
-        audio=AudioSpec(sample_rate=SAMPLE_RATE, samples=SAMPLE_RATE),
-        text=TextSpec(tokenizer="tokenizer.json", max_tokens=16),
-        tokenizer_json=(minilm_dir() / "tokenizer.json").read_bytes(),
-        **kwargs,
-    )
+    tokenizer = (minilm_dir() / "tokenizer.json").read_bytes()
+    return write_model_bundle(model, out, labels=list(LABELS), tokenizer_json=tokenizer, **avt_specs(), **kwargs)

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgefuse.models.train import drop_modalities
+from edgefuse.models import MODALITIES
+from edgefuse.models.train import drop_modalities, predict, warmup_cosine
 from edgefuse.models.train import to_torch as _tensors
 
 __all__ = ["DistillConfig", "WithRemap", "distill", "remap_ids"]
@@ -96,17 +97,6 @@ class WithRemap(nn.Module):
         return self.model(**remap_ids(x, self.remap))
 
 
-@torch.inference_mode()
-def _accuracy(model: nn.Module, split, remap: np.ndarray | None, batch: int = 256) -> float:
-    model.eval()
-    hits = 0
-    for i in range(0, len(split), batch):
-        idx = np.arange(i, min(i + batch, len(split)))
-        x = remap_ids(_tensors(split.inputs(idx, ("image", "audio", "text"))), remap)
-        hits += int((model(**x)["logits"].argmax(1).numpy() == split.label[idx]).sum())
-    return hits / len(split)
-
-
 def distill(
     student: nn.Module,
     teacher: nn.Module | None,
@@ -138,10 +128,7 @@ def distill(
     opt = torch.optim.AdamW([p for p in params if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = math.ceil(len(train) / cfg.batch_size)
     steps = cfg.epochs * per_epoch
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
-    )
+    sched = warmup_cosine(opt, steps)
     logs, best, best_state, start_epoch, stale = [], -1.0, None, 0, 0
     ck = Path(cfg.checkpoint) if cfg.checkpoint else None
     if ck and cfg.resume and (ck / "state.pt").exists():
@@ -190,7 +177,7 @@ def distill(
             total, seen = total + loss.item() * len(idx), seen + len(idx)
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.3f}")
-        acc = _accuracy(student, val, vocab_remap)
+        acc = float((predict(WithRemap(student, vocab_remap), val, MODALITIES).argmax(1) == val.label).mean())
         logs.append(
             {"epoch": epoch + 1, "loss": total / seen, "val_accuracy": acc, "seconds": time.perf_counter() - t0}
         )

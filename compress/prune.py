@@ -322,14 +322,11 @@ def load_pruned(path: str | Path) -> nn.Module:
     """Rebuild the unpruned model from the registry, shrink it to the saved shapes, load the weights (strict)."""
     from safetensors.torch import load_file
 
-    from edgefuse.models import create_model
+    from edgefuse.models.checkpoint import rebuild
 
     path = Path(path)
     config = json.loads((path / "config.json").read_text())
-    cfg = dict(config["cfg"])
-    if config["name"] == "avt-teacher":
-        cfg["pretrained"] = False
-    model = create_model(config["name"], **cfg)
+    model = rebuild(config)
     pruned = config["pruned"]
     for key, kept in pruned.get("depth", {}).items():
         mod = model.get_submodule(key)

@@ -59,16 +59,15 @@ def prune_distill_steps(
 def prune_and_distill(teacher_dir: str | Path, recipe: str | Path, out: str | Path, baseline: bool = True) -> dict:
     """AVT-Digits default: load the teacher, prune a copy, distil it (and fine-tune the same pruned copy without
     the teacher, for comparison), evaluate all on the test split, write `out/student/` and `out/report.json`."""
-    from edgefuse.compress.bundle import example_inputs
+    from edgefuse.compress.bundle import avt_specs, example_inputs
     from edgefuse.models import AVTConfig, load_checkpoint, load_splits
     from edgefuse.models.train import evaluate
-    from edgefuse.runtime import AudioSpec, ImageSpec, TextSpec
 
     out = Path(out)
     prune_cfg, distill_cfg, steps = load_recipe(recipe)
     teacher = load_checkpoint(teacher_dir)
     splits = load_splits(AVTConfig())
-    example = example_inputs(ImageSpec(64, 64), AudioSpec(16000, 16000), TextSpec("tokenizer.json", 16), batch=1)
+    example = example_inputs(**avt_specs(), batch=1)
     if prune_cfg.vocab_embedding and prune_cfg.vocab_keep is None:
         used = np.unique(np.concatenate([s.text_ids.ravel() for s in splits.values()]))
         prune_cfg.vocab_keep = sorted({*used.tolist(), 0, 100, 101, 102})  # + [PAD] [UNK] [CLS] [SEP]

@@ -10,7 +10,7 @@ from torch import nn
 from .errors import InputError
 from .registry import create_model
 
-__all__ = ["checkpoint_meta", "load_checkpoint", "save_checkpoint"]
+__all__ = ["checkpoint_meta", "load_checkpoint", "rebuild", "save_checkpoint"]
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict | None = None) -> Path:
@@ -28,6 +28,16 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict | None = None
     return path
 
 
+def rebuild(config: dict) -> nn.Module:
+    """The registry model a saved `config.json` names, with untrained weights (the caller loads its own)."""
+    cfg = dict(config["cfg"])
+    if config["name"] == "avt-teacher":
+        cfg["pretrained"] = False  # don't read MiniLM's weights only to overwrite them
+    model = create_model(config["name"], **cfg)
+    model.edgefuse_config = {"name": config["name"], "cfg": config["cfg"]}
+    return model
+
+
 def load_checkpoint(path: str | Path) -> nn.Module:
     """Rebuild the model from its registry entry and load its weights (strict)."""
     from safetensors.torch import load_file
@@ -36,12 +46,7 @@ def load_checkpoint(path: str | Path) -> nn.Module:
     for f in ("config.json", "model.safetensors"):
         if not (path / f).is_file():
             raise InputError("path", f"{path / f} does not exist", "point at a folder written by save_checkpoint()")
-    config = json.loads((path / "config.json").read_text())
-    cfg = dict(config["cfg"])
-    if config["name"] == "avt-teacher":
-        cfg["pretrained"] = False  # the checkpoint carries the weights
-    model = create_model(config["name"], **cfg)
-    model.edgefuse_config = {"name": config["name"], "cfg": config["cfg"]}
+    model = rebuild(json.loads((path / "config.json").read_text()))
     model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
     return model.eval()
 

@@ -26,6 +26,7 @@ __all__ = [
     "format_table",
     "to_torch",
     "train_teacher",
+    "warmup_cosine",
 ]
 
 # Evaluation conditions: name -> modalities kept.
@@ -142,6 +143,14 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return [{"params": head, "lr": cfg.lr}, {"params": txt, "lr": cfg.text_lr}]
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first 5 % of `steps`, then cosine decay to 0."""
+    warm = max(1, steps // 20)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+    )
+
+
 def fit(model: nn.Module, splits: dict[str, Split], cfg: TrainConfig, desc: str = "train") -> list[dict]:
     """Supervised training with modality dropout and a warm-up + cosine schedule. Returns per-epoch logs."""
     from tqdm.auto import tqdm
@@ -160,10 +169,7 @@ def fit(model: nn.Module, splits: dict[str, Split], cfg: TrainConfig, desc: str 
     groups[0]["params"] = [*groups[0]["params"], *probes.parameters()]
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
-    )
+    sched = warmup_cosine(opt, steps)
     logs = []
     bar = tqdm(total=steps, desc=desc, unit="step", dynamic_ncols=True)
     for epoch in range(cfg.epochs):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import preprocess
-from .backends import Backend, create_backend
+from .backends import BACKENDS, Backend, create_backend
 from .errors import BackendError, BundleError, DeadlineExceeded, EngineClosed, InputError, Overloaded
 from .manifest import ENCODER_INPUTS, Bundle, GraphSpec
 
@@ -130,8 +130,8 @@ class Engine:
     @classmethod
     def load(cls, bundle: str | Path | Bundle, backend: str = "onnx", **options) -> Engine:
         """Open and verify `bundle` (directory or .zip), create one session per graph."""
-        if backend not in ("onnx", "tflite"):
-            raise InputError("backend", f"unknown backend {backend!r}", "choose 'onnx' or 'tflite'")
+        if backend not in BACKENDS:  # before opening the bundle: a typo fails at once
+            raise InputError("backend", f"unknown backend {backend!r}", f"choose one of {sorted(BACKENDS)}")
         return cls(bundle if isinstance(bundle, Bundle) else Bundle.open(bundle), backend, **options)
 
     # ---------------------------------------------------------------- setup

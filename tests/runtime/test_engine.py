@@ -225,33 +225,34 @@ def test_failing_batch_fails_only_its_requests(bundle_dir):
     assert after.label
 
 
-def test_graceful_shutdown_drains_then_refuses(bundle_dir):
-    async def main():
-        engine = Engine.load(bundle_dir, workers=1, max_batch=2)
-        wrap(engine, "fusion", delay=0.02)
-        tasks = [asyncio.ensure_future(engine.infer(text=f"t{i}")) for i in range(8)]
-        await asyncio.sleep(0)
-        await engine.aclose(timeout=5)
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        with pytest.raises(EngineClosed):
-            await engine.infer(text="late")
-        return results, engine
+def _shut_down(bundle_dir, requests: int, max_batch: int, delay: float, timeout: float):
+    """Queue `requests` behind a slow fusion graph, then aclose(timeout); -> (outcomes, engine, late infer error)."""
 
-    results, engine = run(main())
+    async def main():
+        engine = Engine.load(bundle_dir, workers=1, max_batch=max_batch)
+        wrap(engine, "fusion", delay=delay)
+        tasks = [asyncio.ensure_future(engine.infer(text=f"t{i}")) for i in range(requests)]
+        await asyncio.sleep(0.01)
+        await engine.aclose(timeout=timeout)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await engine.infer(text="late")
+        except EngineClosed as e:
+            return results, engine, e
+        return results, engine, None
+
+    return run(main())
+
+
+def test_graceful_shutdown_drains_then_refuses(bundle_dir):
+    results, engine, late = _shut_down(bundle_dir, requests=8, max_batch=2, delay=0.02, timeout=5)
     assert all(not isinstance(r, BaseException) for r in results)
+    assert isinstance(late, EngineClosed)
     assert engine.sessions == {}
 
 
 def test_shutdown_deadline_fails_what_is_left(bundle_dir):
-    async def main():
-        engine = Engine.load(bundle_dir, workers=1, max_batch=1)
-        wrap(engine, "fusion", delay=0.1)
-        tasks = [asyncio.ensure_future(engine.infer(text=f"t{i}")) for i in range(10)]
-        await asyncio.sleep(0.01)
-        await engine.aclose(timeout=0.15)
-        return await asyncio.gather(*tasks, return_exceptions=True)
-
-    results = run(main())
+    results, _, _ = _shut_down(bundle_dir, requests=10, max_batch=1, delay=0.1, timeout=0.15)
     done = [r for r in results if not isinstance(r, BaseException)]
     closed = [r for r in results if isinstance(r, EngineClosed)]
     assert done and closed and len(done) + len(closed) == 10
