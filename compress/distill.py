@@ -27,8 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgefuse.models import MODALITIES
-from edgefuse.models.train import drop_modalities, predict, warmup_cosine
+from edgefuse.models.train import accuracy, drop_modalities, warmup_cosine
 from edgefuse.models.train import to_torch as _tensors
 
 __all__ = ["DistillConfig", "WithRemap", "distill", "remap_ids"]
@@ -177,7 +176,7 @@ def distill(
             total, seen = total + loss.item() * len(idx), seen + len(idx)
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.3f}")
-        acc = float((predict(WithRemap(student, vocab_remap), val, MODALITIES).argmax(1) == val.label).mean())
+        acc = accuracy(WithRemap(student, vocab_remap), val)
         logs.append(
             {"epoch": epoch + 1, "loss": total / seen, "val_accuracy": acc, "seconds": time.perf_counter() - t0}
         )

@@ -21,6 +21,7 @@ from .registry import create_model
 __all__ = [
     "CONDITIONS",
     "TrainConfig",
+    "accuracy",
     "drop_modalities",
     "evaluate",
     "format_table",
@@ -112,13 +113,16 @@ def predict(model: nn.Module, split: Split, keep: tuple[str, ...] | None = None,
     return np.concatenate(out)
 
 
+def accuracy(model: nn.Module, split: Split, keep: tuple[str, ...] | None = MODALITIES) -> float:
+    """Top-1 accuracy over `split` with the modalities in `keep` (None = each sample's own)."""
+    return float((predict(model, split, keep).argmax(1) == split.label).mean())
+
+
 def evaluate(model: nn.Module, split: Split, conditions: dict[str, tuple[str, ...]] | None = None) -> dict[str, float]:
     """Top-1 accuracy per condition (default: CONDITIONS, plus `natural` = each sample's own modalities)."""
     conditions = CONDITIONS if conditions is None else conditions
-    acc = {
-        name: float((predict(model, split, keep).argmax(1) == split.label).mean()) for name, keep in conditions.items()
-    }
-    acc["natural"] = float((predict(model, split).argmax(1) == split.label).mean())
+    acc = {name: accuracy(model, split, keep) for name, keep in conditions.items()}
+    acc["natural"] = accuracy(model, split, None)
     return acc
 
 
@@ -195,7 +199,7 @@ def fit(model: nn.Module, splits: dict[str, Split], cfg: TrainConfig, desc: str 
             bar.update()
             probe = "/".join(f"{a:.2f}" for a in (hits / counts.clamp(min=1)).tolist())
             bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.3f}", probe_iat=probe)
-        val = float((predict(model, splits["val"], MODALITIES).argmax(1) == splits["val"].label).mean())
+        val = accuracy(model, splits["val"])
         probe_acc = dict(zip(MODALITIES, (hits / counts.clamp(min=1)).tolist(), strict=True))
         logs.append(
             {"epoch": epoch + 1, "loss": total / seen, "val_accuracy_all": val, "train_probe_accuracy": probe_acc}
